@@ -1,0 +1,152 @@
+"""BentoML service `JetTagger`: jets in, class probabilities out, on ONNX Runtime.
+
+    bentoml serve              # from the repo root (bentofile.yaml names serving.service:JetTagger)
+
+Endpoints: POST /classify, GET /models, and BentoML's /readyz, /livez, /metrics, /docs.
+The models are the exported artifacts registered in the BentoML model store (`make models` or
+`python -m serving.store register models/`); nothing here imports training code, TensorFlow,
+torch or jetnet. Settings come from the environment:
+  JET_TAGGER_DEVICE  auto (CUDA when usable) | cpu | cuda
+  JET_TAGGER_THREADS ONNX Runtime intra-op threads per model (default: cores / workers)
+  JET_TAGGER_MAX_JETS  jets per request (default 10000; more is a 413)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from pathlib import Path
+from typing import Annotated
+
+import bentoml
+import numpy as np
+from bentoml.models import BentoModel
+from pydantic import Field
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from .batching import BatchingConfig, MicroBatcher, Overloaded
+from .errors import FieldErrorMiddleware, quiet_validation_logs
+from .preprocess import InputError, jets_to_particles
+from .runtime import OnnxModel, cuda_status
+from .schemas import EXAMPLE_JETS, ClassifyResponse, Jet
+
+log = logging.getLogger("jet_tagger")
+quiet_validation_logs()
+DEFAULT_MODEL = "fcnn_tensor"
+WORKERS = int(os.environ.get("JET_TAGGER_WORKERS", "1"))
+MAX_JETS = int(os.environ.get("JET_TAGGER_MAX_JETS", "10000"))
+
+batch_size_histogram = bentoml.metrics.Histogram(
+    name="jet_tagger_batch_jets", documentation="Jets per ONNX Runtime call, per model",
+    labelnames=["model"], buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192))
+batch_requests_histogram = bentoml.metrics.Histogram(
+    name="jet_tagger_batch_requests", documentation="Requests sharing one ONNX Runtime call, per model",
+    labelnames=["model"], buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256))
+jets_counter = bentoml.metrics.Counter(
+    name="jet_tagger_jets", documentation="Jets classified, per model", labelnames=["model"])
+
+
+class Tagger:
+    """One served model: verified ONNX session + its adaptive batcher."""
+
+    def __init__(self, model: OnnxModel, tag: str):
+        self.model, self.tag = model, tag
+        self.name = model.card.name
+        self.batcher = MicroBatcher(model.predict, BatchingConfig(), on_batch=self._observe)
+
+    def _observe(self, requests: int, jets: int, seconds: float) -> None:
+        batch_size_histogram.labels(model=self.name).observe(jets)
+        batch_requests_histogram.labels(model=self.name).observe(requests)
+        jets_counter.labels(model=self.name).inc(jets)
+
+    def describe(self) -> dict:
+        card = self.model.card
+        return {"name": self.name, "version": card.version, "tag": self.tag,
+                "provider": self.model.provider, "representation": card.preprocessing.representation,
+                "input": card.input.model_dump(), "classes": card.classes,
+                "metrics": {k: v.model_dump() for k, v in card.metrics.items()},
+                "card": card.model_dump(mode="json")}
+
+
+async def _list_models(request: Request) -> JSONResponse:
+    return JSONResponse(bentoml.get_current_service().describe())
+
+
+# Mounted at "/": BentoML mounts apps after its own routes and only where a child route matches.
+http_app = Starlette(routes=[Route("/models", _list_models, methods=["GET"])])
+
+
+def _error(status: int, message: str, **headers: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status, headers=headers or None)
+
+
+@bentoml.asgi_app(http_app, path="/")
+@bentoml.service(name="jet_tagger", workers=WORKERS, traffic={"timeout": 60, "max_concurrency": 512})
+class JetTagger:
+    # Declared at class scope so `bentoml build` packs them into the Bento.
+    fcnn_tensor = BentoModel("fcnn_tensor:latest")
+    fcnn_image = BentoModel("fcnn_image:latest")
+    cnn = BentoModel("cnn:latest")
+    densenet = BentoModel("densenet:latest")
+
+    def __init__(self) -> None:
+        device = os.environ.get("JET_TAGGER_DEVICE", "auto")
+        threads = int(os.environ.get("JET_TAGGER_THREADS", "0")) or max(1, (os.cpu_count() or 1) // WORKERS)
+        self.taggers: dict[str, Tagger] = {}
+        self.unavailable: dict[str, str] = {}
+        usable, reason = cuda_status()
+        log.info("ONNX Runtime device=%s: %s", device, reason if usable else f"CPU only ({reason})")
+        refs = [v for v in vars(type(self)).values() if isinstance(v, BentoModel)]
+        for ref in refs:
+            name = ref.tag.name
+            try:
+                stored = ref.resolve()
+                self.taggers[name] = Tagger(OnnxModel.load(Path(stored.path), device, threads), str(stored.tag))
+                log.info("serving %s on %s", stored.tag, self.taggers[name].model.provider)
+            except Exception as e:  # a bad or missing model must not take the others down
+                self.unavailable[name] = f"{type(e).__name__}: {e}"
+                log.error("not serving %s: %s", ref.tag, self.unavailable[name])
+
+    def __is_ready__(self) -> bool:
+        return bool(self.taggers)
+
+    def describe(self) -> dict:
+        usable, reason = cuda_status()
+        return {"default": DEFAULT_MODEL, "max_jets_per_request": MAX_JETS,
+                "cuda": {"usable": usable, "reason": reason},
+                "models": [t.describe() for t in self.taggers.values()],
+                "unavailable": self.unavailable}
+
+    @bentoml.api(route="/classify")
+    async def classify(
+        self,
+        jets: Annotated[list[Jet], Field(min_length=1, examples=[EXAMPLE_JETS])],
+        model: Annotated[str, Field(max_length=64, examples=[DEFAULT_MODEL])] = DEFAULT_MODEL,
+    ) -> ClassifyResponse:
+        """Class probabilities (g, q, t, w, z) for each jet, from the chosen model."""
+        tagger = self.taggers.get(model)
+        if tagger is None:
+            return _error(404, f"model: unknown model {model[:64]!r}; served models: {sorted(self.taggers)}")
+        if len(jets) > MAX_JETS:
+            return _error(413, f"jets: {len(jets)} jets in one request; the limit is {MAX_JETS}")
+        try:
+            if len(jets) > 256:  # large requests: keep the event loop free for others
+                x = await asyncio.to_thread(jets_to_particles, jets, tagger.model.n_particles)
+            else:
+                x = jets_to_particles(jets, tagger.model.n_particles)
+            probs = await tagger.batcher(x)
+        except InputError as e:
+            return _error(400, str(e))
+        except Overloaded as e:
+            return _error(503, str(e), **{"Retry-After": str(e.retry_after_s)})
+        classes = tagger.model.card.classes
+        return ClassifyResponse(
+            model=model, model_version=tagger.model.card.version, classes=classes,
+            probabilities=probs.tolist(), labels=[classes[i] for i in np.argmax(probs, axis=1)])
+
+
+JetTagger.add_asgi_middleware(FieldErrorMiddleware)

@@ -1,0 +1,105 @@
+"""End to end: a real `bentoml serve` subprocess on freshly exported models, and batch scoring."""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from serving import score
+from training.data import read_jetnet
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tiny_models, tmp_path_factory):
+    port = _free_port()
+    log = tmp_path_factory.mktemp("server") / "server.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "bentoml", "serve", "--host", "127.0.0.1", "--port", str(port)],
+            cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env=dict(os.environ), start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            assert proc.poll() is None, f"bentoml serve exited:\n{log.read_text()[-3000:]}"
+            try:
+                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        else:
+            pytest.fail(f"server not ready after 120 s:\n{log.read_text()[-3000:]}")
+        yield url
+    finally:
+        os.killpg(proc.pid, 15)
+        proc.wait(timeout=30)
+
+
+def test_served_models_classify_heldout_jets(server, heldout_dir):
+    particles, jets = read_jetnet(heldout_dir, seed=0)
+    truth = jets[:, 0].astype(int)
+    models = httpx.get(f"{server}/models").json()["models"]
+    assert {m["name"] for m in models} == {"fcnn_tensor", "fcnn_image", "cnn", "densenet"}
+    for name in ("fcnn_tensor", "fcnn_image", "cnn", "densenet"):
+        r = httpx.post(f"{server}/classify", json={"model": name, "jets": particles.tolist()}, timeout=60)
+        assert r.status_code == 200, r.text
+        body = r.json()
+        probs = np.array(body["probabilities"])
+        assert probs.shape == (len(particles), 5) and np.allclose(probs.sum(axis=1), 1, atol=1e-5)
+        assert body["labels"] == [body["classes"][i] for i in probs.argmax(axis=1)]
+        if name == "fcnn_tensor":
+            # above chance: more than 3 standard deviations over 1/5 for this many jets
+            accuracy = float((probs.argmax(axis=1) == truth).mean())
+            assert accuracy > 0.2 + 3 * math.sqrt(0.2 * 0.8 / len(truth)), accuracy
+
+
+def test_bad_requests_do_not_hurt_the_server(server):
+    for body in (b"{", b'{"jets": [[[1, 2]]]}', b'{"jets": [[[1, 2, -3]]]}', b'{"jets": 5, "model": "x"}'):
+        r = httpx.post(f"{server}/classify", content=body, headers={"content-type": "application/json"})
+        assert 400 <= r.status_code < 500 and r.json()["error"], r.text
+    assert httpx.get(f"{server}/readyz").status_code == 200
+    metrics = httpx.get(f"{server}/metrics").text
+    assert "jet_tagger_batch_jets_count" in metrics and "bentoml_service_request_total" in metrics
+
+
+def test_batch_scoring_in_process_and_through_the_server(server, heldout_dir, tiny_models, tmp_path, capsys):
+    local, remote = tmp_path / "local.csv", tmp_path / "remote.csv"
+    assert score.main([str(heldout_dir), "--model", "cnn", "--models-dir", str(tiny_models),
+                       "--output", str(local), "--chunk", "128"]) == 0
+    printed = capsys.readouterr().out
+    assert "accuracy:" in printed and "truth \\ predicted" in printed
+    assert score.main([str(heldout_dir), "--model", "cnn", "--url", server, "--output", str(remote),
+                       "--chunk", "200"]) == 0
+    assert local.read_text() == remote.read_text()
+    lines = local.read_text().splitlines()
+    assert lines[0] == "index,file,row,p_g,p_q,p_t,p_w,p_z,label,truth" and len(lines) == 501
+    # one file, no truth; and a clear error for a file that is not HDF5
+    one = tmp_path / "one.csv"
+    assert score.main([str(heldout_dir / "t.hdf5"), "--model", "cnn", "--models-dir", str(tiny_models),
+                       "--output", str(one)]) == 0
+    assert one.read_text().splitlines()[0].endswith(",label")
+    bad = tmp_path / "bad.hdf5"
+    bad.write_text("not hdf5")
+    assert score.main([str(bad), "--model", "cnn", "--models-dir", str(tiny_models),
+                       "--output", str(tmp_path / "x.csv")]) == 2
+    assert "not a readable JetNet-layout HDF5 file" in capsys.readouterr().err
+    assert not (tmp_path / "x.csv").exists()

@@ -1,0 +1,121 @@
+"""The BentoML service, in-process: direct calls and through the ASGI app (TestClient)."""
+
+from __future__ import annotations
+
+import asyncio
+import warnings
+
+import numpy as np
+import pytest
+
+from serving.runtime import OnnxModel
+from training.data import read_jetnet
+
+warnings.filterwarnings("ignore", message=".*httpx.*")
+
+
+@pytest.fixture(scope="module")
+def service_class(tiny_models):
+    from serving.service import JetTagger
+
+    return JetTagger
+
+
+@pytest.fixture(scope="module")
+def service(service_class):
+    return service_class()
+
+
+@pytest.fixture(scope="module")
+def client(service_class):
+    from starlette.testclient import TestClient
+
+    with TestClient(service_class.to_asgi()) as c:
+        yield c
+
+
+def _jets(heldout_dir, n=20):
+    particles, jets = read_jetnet(heldout_dir, seed=0)
+    return particles[:n], jets[:n, 0].astype(int)
+
+
+def test_direct_call_matches_the_onnx_model(service, tiny_models, heldout_dir):
+    particles, _ = _jets(heldout_dir)
+    for name in ("fcnn_tensor", "densenet"):
+        response = asyncio.run(service.classify(jets=particles.tolist(), model=name))
+        expected = OnnxModel.load(tiny_models / name).predict(particles[..., :3])
+        np.testing.assert_allclose(response.probabilities, expected, rtol=1e-5, atol=1e-6)
+        assert response.model == name and response.classes == ["g", "q", "t", "w", "z"]
+        assert response.labels == [response.classes[i] for i in expected.argmax(axis=1)]
+
+
+def test_concurrent_requests_share_a_batch(service):
+    tagger = service.taggers["fcnn_tensor"]
+    seen = []
+    original = tagger.batcher.on_batch
+    tagger.batcher.on_batch = lambda requests, jets, seconds: seen.append(requests)
+    try:
+        async def many():
+            jet = [[[0.01 * i, 0.02, 0.5], [0.0, 0.01, 0.2]] for i in range(40)]
+            return await asyncio.gather(*(service.classify(jets=[j]) for j in jet))
+        responses = asyncio.run(many())
+    finally:
+        tagger.batcher.on_batch = original
+    assert len(responses) == 40 and sum(seen) == 40
+    assert max(seen) > 1, f"no request shared a batch: {seen}"
+
+
+def test_http_classify(client, heldout_dir):
+    particles, _ = _jets(heldout_dir, 5)
+    for name in ("fcnn_tensor", "fcnn_image", "cnn", "densenet"):
+        r = client.post("/classify", json={"model": name, "jets": particles.tolist()})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert set(body) == {"model", "model_version", "classes", "probabilities", "labels"}
+        probs = np.array(body["probabilities"])
+        assert probs.shape == (5, 5) and np.allclose(probs.sum(axis=1), 1, atol=1e-5)
+    ragged = {"jets": [[[0.1, 0.0, 0.7]], [[0.0, 0.1, 0.4], [0.05, -0.02, 0.3, 1], [0, 0, 0, 0]]]}
+    r = client.post("/classify", json=ragged)  # default model, jets of different lengths
+    assert r.status_code == 200 and r.json()["model"] == "fcnn_tensor" and len(r.json()["labels"]) == 2
+
+
+@pytest.mark.parametrize("body,status,field", [
+    ({"jets": [[[0.1, 0.2]]]}, 400, "jets[0][0]"),
+    ({"jets": [[[0.1, 0.2, True]]]}, 400, "jets[0][0][2]"),
+    ({"jets": [[[0.1, 0.2, -1.0]]]}, 400, "jets[0][0][2] (ptrel)"),
+    ({"jets": [[[0.1, 0.2, 0.3]]], "model": "../../etc/passwd"}, 404, "model"),
+    ({"jets": [[[0.1, 0.2, 0.3]]], "model": "resnet"}, 404, "fcnn_tensor"),
+    ({"jets": []}, 400, "jets"),
+    ({"model": "cnn"}, 400, "jets"),
+    ({"jets": "nope"}, 400, "jets"),
+])
+def test_http_bad_input_is_a_4xx_naming_the_field(client, body, status, field):
+    r = client.post("/classify", json=body)
+    assert r.status_code == status, r.text
+    assert field in r.json()["error"]
+
+
+def test_http_invalid_json_and_too_many_jets(client, monkeypatch):
+    r = client.post("/classify", content=b'{"jets": [[[1, 1, 1]]', headers={"content-type": "application/json"})
+    assert r.status_code == 400 and "Invalid JSON" in r.json()["error"]
+    r = client.post("/classify", content=b'{"jets": [[[NaN, 1, 1]]]}', headers={"content-type": "application/json"})
+    assert r.status_code == 400 and "jets[0][0][0] (etarel)" in r.json()["error"]
+    import serving.service
+
+    monkeypatch.setattr(serving.service, "MAX_JETS", 3)
+    r = client.post("/classify", json={"jets": [[[0.1, 0.1, 0.5]]] * 4})
+    assert r.status_code == 413 and "limit is 3" in r.json()["error"]
+    assert client.get("/readyz").status_code == 200  # still serving after all of that
+
+
+def test_models_endpoint(client):
+    r = client.get("/models")
+    assert r.status_code == 200
+    body = r.json()
+    assert body["default"] == "fcnn_tensor" and not body["unavailable"]
+    names = {m["name"]: m for m in body["models"]}
+    assert set(names) == {"fcnn_tensor", "fcnn_image", "cnn", "densenet"}
+    for m in names.values():
+        assert m["provider"] in ("CPUExecutionProvider", "CUDAExecutionProvider")
+        assert m["card"]["sha256"].startswith(m["version"]) and "test" in m["metrics"]
+    assert names["cnn"]["card"]["preprocessing"]["image"]["maxR"] == 0.4
