@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import ctypes
 import functools
-import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,8 +18,6 @@ import numpy as np
 
 from .artifacts import ModelCard, verified_model
 from .preprocess import canonical_particles
-
-log = logging.getLogger("jet_tagger")
 
 
 @functools.lru_cache(maxsize=1)

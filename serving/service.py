@@ -34,7 +34,7 @@ from .preprocess import InputError, jets_to_particles
 from .runtime import OnnxModel, cuda_status
 from .schemas import EXAMPLE_JETS, ClassifyResponse, Jet
 
-log = logging.getLogger("jet_tagger")
+log = logging.getLogger("bentoml.jet_tagger")  # under bentoml: its log handlers apply
 quiet_validation_logs()
 DEFAULT_MODEL = "fcnn_tensor"
 WORKERS = int(os.environ.get("JET_TAGGER_WORKERS", "1"))
