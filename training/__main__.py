@@ -1,4 +1,4 @@
-"""`python -m training <command>`: build (simulate/train/export), simulate, download."""
+"""`python -m training <command>`: build, evaluate, study, simulate, download."""
 
 from __future__ import annotations
 
@@ -24,6 +24,21 @@ def main(argv: list[str] | None = None) -> None:
     b.add_argument("--workers", type=int, default=2, help="simulation processes")
     b.add_argument("--force", action="store_true", help="rebuild models that already exist")
     b.add_argument("--no-register", action="store_true", help="skip the BentoML model store")
+    b.add_argument("--mixed-precision", action="store_true",
+                   help="train in float16 on a GPU (exported models stay float32)")
+
+    e = sub.add_parser("evaluate", help="metrics, figures and reports/<profile>/report.md for models/")
+    e.add_argument("--models-dir", type=Path, default=Path("models"))
+    e.add_argument("--runs-dir", type=Path, default=Path("runs"))
+    e.add_argument("--reports-dir", type=Path, default=Path("reports"))
+    e.add_argument("--models", help="comma-separated names (default: all in --models-dir)")
+
+    st = sub.add_parser("study", help="the paper's data studies: maxr, threshold")
+    st.add_argument("study", choices=["maxr", "threshold"])
+    st.add_argument("--profile", choices=sorted(PROFILES), default="quick")
+    st.add_argument("--data", type=Path, help="JetNet-layout directory (default: the profile's simulated jets)")
+    st.add_argument("--model", default="cnn", help="maxr: the image model to train")
+    st.add_argument("--threshold", type=float, default=0.3, help="threshold: max-pixel cut")
 
     d = sub.add_parser("download", help="fetch the real JetNet-30 files with jetnet (needs internet)")
     d.add_argument("--data", type=Path, default=Path("data/jetnet"))
@@ -43,6 +58,19 @@ def main(argv: list[str] | None = None) -> None:
         from .data import download_jetnet
 
         return download_jetnet(args.data, CLASSES)
+    if args.command == "evaluate":
+        from .evaluate import evaluate
+
+        names = args.models.split(",") if args.models else None
+        return print(f"wrote {evaluate(args.models_dir, args.runs_dir, args.reports_dir, names)}")
+    if args.command == "study":
+        import json
+
+        from .studies import maxr_study, threshold_study
+
+        if args.study == "maxr":
+            return print(json.dumps(maxr_study(args.model, args.profile, args.data), indent=1))
+        return print(json.dumps(threshold_study(args.profile, args.data, args.threshold), indent=1))
     from .build import build
 
     names = [n for n in args.models.split(",") if n]
@@ -50,7 +78,7 @@ def main(argv: list[str] | None = None) -> None:
     if unknown:
         parser.error(f"unknown model(s) {unknown}; registered: {sorted(MODELS)}")
     build(args.profile, args.data, args.models_dir, args.runs_dir, names, args.force, args.workers,
-          register=not args.no_register)
+          register=not args.no_register, mixed_precision=args.mixed_precision)
 
 
 if __name__ == "__main__":

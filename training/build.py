@@ -5,13 +5,17 @@
 
 Without --data, jets are simulated into data/simulated/<profile>-seed<seed>/ (once: the files are
 reused when they hold enough jets). Models already exported in models/ are kept unless --force.
+Training runs live in runs/<profile>/<model>/: an interrupted build resumes from the last finished
+epoch; --force starts those runs over.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import shutil
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from .data import balanced_splits, read_jetnet_file
@@ -39,11 +43,12 @@ def has_enough_jets(data_dir: Path, jets_per_class: int) -> bool:
 
 def describe_data(data_dir: Path, profile: Profile) -> dict:
     meta_file = data_dir / "simulation.json"
-    info = {"dir": str(data_dir), "seed": profile.seed,
+    info = {"dir": str(data_dir), "seed": profile.seed,  # the seed of the shuffle and the split
             "split": dict(zip(("train", "valid", "test"), profile.split))}
     if meta_file.is_file():
         sim = json.loads(meta_file.read_text())
-        info.update(source="simulated", generator=sim.get("generator"), process=sim.get("process"))
+        info.update(source="simulated", generator=sim.get("generator"), process=sim.get("process"),
+                    simulation_seed=sim.get("seed"), jets_per_class=sim.get("jets_per_class"))
     else:
         info.update(source="jetnet", reference="JetNet-30, Zenodo record 6975118")
     return info
@@ -51,9 +56,11 @@ def describe_data(data_dir: Path, profile: Profile) -> dict:
 
 def build(profile_name: str = "quick", data_dir: Path | None = None, models_dir: Path = Path("models"),
           runs_dir: Path = Path("runs"), names: list[str] | None = None, force: bool = False,
-          workers: int = 2, register: bool = True) -> list[str]:
+          workers: int = 2, register: bool = True, mixed_precision: bool = False) -> list[str]:
     """Train and export every requested model that models/ lacks; returns the names exported."""
     profile = get_profile(profile_name)
+    if mixed_precision:
+        profile = replace(profile, mixed_precision=True)
     names = names or list(MODELS)
     todo = [n for n in names if force or not model_is_complete(models_dir / n)]
     if not todo:
@@ -70,7 +77,9 @@ def build(profile_name: str = "quick", data_dir: Path | None = None, models_dir:
     for name in todo:
         start = time.time()
         log.info("training %s (%s profile)", name, profile.name)
-        result = train_model(name, profile, inputs, run_dir=runs_dir / profile.name / name)
+        if force:
+            shutil.rmtree(runs_dir / profile.name / name, ignore_errors=True)
+        result = train_model(name, profile, inputs, run_dir=runs_dir / profile.name / name, data=data_info)
         training = {"profile": profile.name, **result.summary(),
                     "keras_test_accuracy": _keras_accuracy(result.model, inputs, name)}
         card = export_model(result.model, name, models_dir, im_size=profile.im_size, maxR=profile.maxR,

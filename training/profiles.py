@@ -43,6 +43,7 @@ class Profile:
     maxR: float = MAXR
     seed: int = 42
     model_options: dict[str, dict] = field(default_factory=dict)  # builder options per model
+    mixed_precision: bool = False  # float16 compute on a GPU; exported models stay float32
 
     @property
     def jets_per_class(self) -> int:

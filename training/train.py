@@ -2,22 +2,22 @@
 
 from __future__ import annotations
 
-import json
+import logging
 import math
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import keras
 import numpy as np
 
-from serving.artifacts import atomic_path
-
+from .checkpoints import ResumableEarlyStopping, Run, RunRecorder
 from .constants import CLASSES
 from .data import Split
 from .models import MODELS, build_model
 from .profiles import Hyperparameters, Profile
 from .render import jetnet_images
+
+log = logging.getLogger("training")
 
 
 @dataclass
@@ -69,56 +69,67 @@ def make_optimizer(hp: Hyperparameters) -> keras.optimizers.Optimizer:
     raise ValueError(f"unknown optimizer {hp.optimizer!r}")
 
 
-def _callbacks(hp: Hyperparameters, run_dir: Path | None) -> list[keras.callbacks.Callback]:
-    callbacks: list[keras.callbacks.Callback] = []
-    if hp.early_stopping_patience:
+def _learning_rate_schedule(hp: Hyperparameters) -> keras.callbacks.Callback:
+    ratio = hp.final_learning_rate / hp.learning_rate
+    steps = max(hp.epochs - 1, 1)
+    return keras.callbacks.LearningRateScheduler(
+        lambda epoch: hp.learning_rate * math.pow(ratio, min(epoch, steps) / steps))
+
+
+def train_model(name: str, profile: Profile, inputs: Inputs, run_dir: Path,
+                data: dict | None = None, verbose: int = 2) -> TrainResult:
+    """Train model `name` in `run_dir`, resuming a stopped run; returns the trained model.
+
+    A finished run with the same config is reused as it is, so rerunning a build after an
+    interruption continues where it stopped and reproduces what was finished.
+    """
+    hp = profile.hyperparameters[name]
+    options = profile.model_options.get(name, {})
+    run = Run(run_dir, {"model": name, "profile": profile.to_dict(), "data": data or {}})
+    device = training_device()
+    model = run.finished_model()
+    if model is None:
+        model = _fit(name, profile, hp, options, inputs, run, device, verbose)
+    if profile.mixed_precision:  # export and serve a float32 copy of the weights
+        model = _float32_copy(name, profile, options, model)
+    return TrainResult(model, run.history, run.epochs_done, run.state["seconds"],
+                       run.state.get("device", device), hp)
+
+
+def _fit(name, profile, hp, options, inputs, run: Run, device: str, verbose: int) -> keras.Model:
+    representation = MODELS[name].representation
+    keras.mixed_precision.set_global_policy("mixed_float16" if profile.mixed_precision else "float32")
+    try:
+        keras.utils.set_random_seed(profile.seed + run.epochs_done)
+        model = run.checkpoint()
+        if model is None:
+            model = build_model(name, im_size=profile.im_size, **options)
+            model.compile(optimizer=make_optimizer(hp), loss="categorical_crossentropy",
+                          metrics=["accuracy"])
+        else:
+            log.info("%s: resuming after epoch %d from %s", name, run.epochs_done, run.dir)
+        callbacks: list[keras.callbacks.Callback] = [RunRecorder(run, device)]
+        stopping = ResumableEarlyStopping(run, hp.early_stopping_patience) if hp.early_stopping_patience else None
+        if stopping:
+            callbacks.append(stopping)
+        if hp.final_learning_rate:
+            callbacks.append(_learning_rate_schedule(hp))
+        if run.epochs_done < hp.epochs and not (stopping and stopping.stopped()):
+            model.fit(
+                inputs(representation, "train"), inputs.labels("train"),
+                validation_data=(inputs(representation, "valid"), inputs.labels("valid")),
+                initial_epoch=run.epochs_done, epochs=hp.epochs, batch_size=hp.batch_size,
+                shuffle=True, callbacks=callbacks, verbose=verbose,
+            )
         # The paper stops when val loss has not improved for `patience` epochs; we also restore
         # the best epoch's weights, so the served model is the one that generalised best.
-        callbacks.append(keras.callbacks.EarlyStopping(
-            monitor="val_loss", patience=hp.early_stopping_patience, restore_best_weights=True))
-    if hp.final_learning_rate:
-        ratio = hp.final_learning_rate / hp.learning_rate
-        steps = max(hp.epochs - 1, 1)
-        callbacks.append(keras.callbacks.LearningRateScheduler(
-            lambda epoch: hp.learning_rate * math.pow(ratio, min(epoch, steps) / steps)))
-    if run_dir is not None:
-        callbacks.append(_HistoryFile(run_dir / "history.json"))
-    return callbacks
+        run.finish(model, restore_best=stopping is not None)
+        return model
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
 
 
-class _HistoryFile(keras.callbacks.Callback):
-    """history.json rewritten after every epoch, so a long run can be watched and plotted."""
-
-    def __init__(self, path: Path):
-        super().__init__()
-        self.path, self.history = path, {}
-
-    def on_epoch_end(self, epoch, logs=None):
-        for key, value in (logs or {}).items():
-            self.history.setdefault(key, []).append(float(value))
-        with atomic_path(self.path) as tmp:
-            tmp.write_text(json.dumps(self.history, indent=1))
-
-
-def train_model(name: str, profile: Profile, inputs: Inputs, run_dir: Path | None = None,
-                verbose: int = 2) -> TrainResult:
-    """Build, compile and fit model `name`; returns the trained model and its history."""
-    representation = MODELS[name].representation
-    hp = profile.hyperparameters[name]
-    keras.utils.set_random_seed(profile.seed)
-    model = build_model(name, im_size=profile.im_size, **profile.model_options.get(name, {}))
-    model.compile(optimizer=make_optimizer(hp), loss="categorical_crossentropy", metrics=["accuracy"])
-    if run_dir is not None:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        with atomic_path(run_dir / "config.json") as tmp:
-            tmp.write_text(json.dumps({"model": name, "profile": profile.to_dict()}, indent=2, default=str))
-    start = time.time()
-    fit = model.fit(
-        inputs(representation, "train"), inputs.labels("train"),
-        validation_data=(inputs(representation, "valid"), inputs.labels("valid")),
-        epochs=hp.epochs, batch_size=hp.batch_size, shuffle=True,
-        callbacks=_callbacks(hp, run_dir), verbose=verbose,
-    )
-    history = {k: [float(v) for v in vs] for k, vs in fit.history.items()}
-    return TrainResult(model, history, len(history.get("loss", [])), time.time() - start,
-                       training_device(), hp)
+def _float32_copy(name: str, profile: Profile, options: dict, model: keras.Model) -> keras.Model:
+    copy = build_model(name, im_size=profile.im_size, **options)
+    copy.set_weights(model.get_weights())
+    return copy

@@ -16,5 +16,6 @@ def build(input_shape: tuple[int, ...], n_classes: int, name: str = "cnn",
         x = layers.Conv2D(f, kernel_size, padding="valid", activation="relu", name=f"block{i}_conv")(x)
         x = layers.MaxPooling2D(kernel_size, strides=1, name=f"block{i}_pool")(x)
     x = layers.Flatten(name="flatten")(x)
-    outputs = layers.Dense(n_classes, activation="softmax", name="probabilities")(x)
+    # float32 softmax even under mixed precision, for a numerically safe loss
+    outputs = layers.Dense(n_classes, activation="softmax", dtype="float32", name="probabilities")(x)
     return keras.Model(inputs, outputs, name=name)

@@ -26,7 +26,8 @@ def build(input_shape: tuple[int, ...], n_classes: int, name: str = "densenet",
             x = _transition(x, int(x.shape[-1] * compression), f"transition{b}", bn)
     x = _bn_relu(x, "final", bn)
     x = layers.GlobalAveragePooling2D(name="global_pool")(x)
-    outputs = layers.Dense(n_classes, activation="softmax", name="probabilities")(x)
+    # float32 softmax even under mixed precision, for a numerically safe loss
+    outputs = layers.Dense(n_classes, activation="softmax", dtype="float32", name="probabilities")(x)
     return keras.Model(inputs, outputs, name=name)
 
 

@@ -21,5 +21,6 @@ def build(input_shape: tuple[int, ...], n_classes: int, name: str = "fcnn",
         x = layers.Dense(width, activation="relu", name=f"block{i}_dense")(x)
         x = layers.Dropout(rate, name=f"block{i}_dropout")(x)
         x = layers.BatchNormalization(momentum=bn_momentum, name=f"block{i}_bn")(x)
-    outputs = layers.Dense(n_classes, activation="softmax", name="probabilities")(x)
+    # float32 softmax even under mixed precision, for a numerically safe loss
+    outputs = layers.Dense(n_classes, activation="softmax", dtype="float32", name="probabilities")(x)
     return keras.Model(inputs, outputs, name=name)
