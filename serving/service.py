@@ -2,7 +2,8 @@
 
     bentoml serve              # from the repo root (bentofile.yaml names serving.service:JetTagger)
 
-Endpoints: POST /classify, GET /models, and BentoML's /readyz, /livez, /metrics, /docs.
+Endpoints: POST /classify, GET /models, the Open Inference Protocol under /v2 (serving/oip.py),
+and BentoML's /readyz, /livez, /metrics and the Swagger page at /.
 The models are the exported artifacts registered in the BentoML model store (`make models` or
 `python -m serving.store register models/`); nothing here imports training code, TensorFlow,
 torch or jetnet. Settings come from the environment:
@@ -28,6 +29,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from . import oip
 from .batching import BatchingConfig, MicroBatcher, Overloaded
 from .errors import FieldErrorMiddleware, quiet_validation_logs
 from .preprocess import InputError, jets_to_particles
@@ -77,7 +79,7 @@ async def _list_models(request: Request) -> JSONResponse:
 
 
 # Mounted at "/": BentoML mounts apps after its own routes and only where a child route matches.
-http_app = Starlette(routes=[Route("/models", _list_models, methods=["GET"])])
+http_app = Starlette(routes=[Route("/models", _list_models, methods=["GET"]), *oip.ROUTES])
 
 
 def _error(status: int, message: str, **headers: str) -> JSONResponse:

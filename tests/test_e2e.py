@@ -103,3 +103,53 @@ def test_batch_scoring_in_process_and_through_the_server(server, heldout_dir, ti
                        "--output", str(tmp_path / "x.csv")]) == 2
     assert "not a readable JetNet-layout HDF5 file" in capsys.readouterr().err
     assert not (tmp_path / "x.csv").exists()
+
+
+def test_tritonclient_works_unmodified(server, heldout_dir):
+    """The Triton HTTP client, as published, against our Open Inference Protocol endpoints."""
+    import tritonclient.http as triton
+
+    particles, _ = read_jetnet(heldout_dir, seed=0)
+    x = np.ascontiguousarray(particles[:64])
+    client = triton.InferenceServerClient(server.removeprefix("http://"))
+    assert client.is_server_live() and client.is_server_ready() and client.is_model_ready("cnn")
+    meta = client.get_model_metadata("cnn")
+    assert meta["outputs"][0]["name"] == "probabilities"
+    expected = np.array(httpx.post(f"{server}/classify", json={"model": "cnn", "jets": x.tolist()}).json()["probabilities"])
+    for binary in (True, False):
+        tensor = triton.InferInput("particles", list(x.shape), "FP32")
+        tensor.set_data_from_numpy(x, binary_data=binary)
+        output = triton.InferRequestedOutput("probabilities", binary_data=binary)
+        result = client.infer("cnn", [tensor], outputs=[output], request_id="r1")
+        np.testing.assert_allclose(result.as_numpy("probabilities"), expected, rtol=1e-5, atol=1e-6)
+        assert result.get_response()["id"] == "r1"
+    result = client.infer("cnn", [tensor], model_version=meta["versions"][0])  # no outputs: binary
+    assert result.as_numpy("probabilities").shape == (64, 5)
+    with pytest.raises(triton.InferenceServerException, match="unknown model"):
+        client.infer("resnet", [tensor])
+
+
+def _histogram(metrics: str, name: str, model: str) -> tuple[float, float]:
+    """(sum, count) of a Prometheus histogram for one model."""
+    values = {}
+    for line in metrics.splitlines():
+        for suffix in ("_sum", "_count"):
+            if line.startswith(f"{name}{suffix}{{") and f'model="{model}"' in line:
+                values[suffix] = float(line.rsplit(" ", 1)[1])
+    return values.get("_sum", 0.0), values.get("_count", 0.0)
+
+
+def test_concurrent_single_jet_requests_are_batched(server):
+    """/metrics proves it: fewer ONNX Runtime calls than requests, so requests shared batches."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    before = _histogram(httpx.get(f"{server}/metrics").text, "jet_tagger_batch_requests", "fcnn_image")
+    jets = [[[[0.01 * (i % 20), -0.02, 0.6], [0.0, 0.01, 0.3]]] for i in range(256)]
+    with httpx.Client(timeout=60, limits=httpx.Limits(max_connections=32)) as client, \
+            ThreadPoolExecutor(32) as pool:
+        statuses = list(pool.map(
+            lambda j: client.post(f"{server}/classify", json={"model": "fcnn_image", "jets": j}).status_code, jets))
+    assert statuses == [200] * len(jets)
+    after = _histogram(httpx.get(f"{server}/metrics").text, "jet_tagger_batch_requests", "fcnn_image")
+    requests, batches = after[0] - before[0], after[1] - before[1]
+    assert requests == len(jets) and batches < requests, (requests, batches)

@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import warnings
-
 import numpy as np
 import pytest
 
 from serving.runtime import OnnxModel
 from training.data import read_jetnet
-
-warnings.filterwarnings("ignore", message=".*httpx.*")
 
 
 @pytest.fixture(scope="module")
