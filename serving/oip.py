@@ -22,11 +22,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from . import limits
 from .batching import Overloaded
 from .preprocess import InputError, canonical_particles
 
 INPUT, OUTPUT = "particles", "probabilities"
-MAX_BODY_BYTES = 256 * 1024 * 1024  # after decompression; 10 000 jets x 150 particles is ~18 MB
 
 
 class ProtocolError(Exception):
@@ -106,13 +106,11 @@ async def model_ready(request: Request) -> Response:
 
 @_errors
 async def infer(request: Request) -> Response:
-    from . import service as service_module  # the configured request limit
-
     tagger = _tagger(request)
     header, particles, binary_output = await _parse(request)
-    if len(particles) > service_module.MAX_JETS:
+    if len(particles) > limits.MAX_JETS:
         raise ProtocolError(413, f"inputs[0].shape: {len(particles)} jets in one request; "
-                                 f"the limit is {service_module.MAX_JETS}")
+                                 f"the limit is {limits.MAX_JETS}")
     x = canonical_particles(particles, tagger.model.n_particles, field="inputs[0].data")
     probs = np.ascontiguousarray(await tagger.batcher(x), dtype=np.float32)
     output = {"name": OUTPUT, "datatype": "FP32", "shape": list(probs.shape)}
@@ -187,13 +185,13 @@ def _decompress(body: bytes, encoding: str | None) -> bytes:
     elif encoding in ("gzip", "deflate"):
         inflater = zlib.decompressobj(wbits=31 if encoding == "gzip" else 15)
         try:
-            data = inflater.decompress(body, MAX_BODY_BYTES + 1)
+            data = inflater.decompress(body, limits.MAX_BODY_BYTES + 1)
         except zlib.error as e:
             raise ProtocolError(400, f"body: bad {encoding} data ({e})") from None
     else:
         raise ProtocolError(415, f"Content-Encoding {encoding!r} is not supported (gzip, deflate)")
-    if len(data) > MAX_BODY_BYTES:
-        raise ProtocolError(413, f"body: more than {MAX_BODY_BYTES} bytes")
+    if len(data) > limits.MAX_BODY_BYTES:
+        raise ProtocolError(413, f"body: more than {limits.MAX_BODY_BYTES} bytes once decompressed")
     return data
 
 

@@ -10,6 +10,7 @@ torch or jetnet. Settings come from the environment:
   JET_TAGGER_DEVICE  auto (CUDA when usable) | cpu | cuda
   JET_TAGGER_THREADS ONNX Runtime intra-op threads per model (default: cores / workers)
   JET_TAGGER_MAX_JETS  jets per request (default 10000; more is a 413)
+  JET_TAGGER_MAX_BODY_MB  request body size (default 128; more is a 413)
 """
 
 from __future__ import annotations
@@ -29,9 +30,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from . import oip
+from . import limits, oip
 from .batching import BatchingConfig, MicroBatcher, Overloaded
 from .errors import FieldErrorMiddleware, quiet_validation_logs
+from .limits import BodyLimitMiddleware
 from .preprocess import InputError, jets_to_particles
 from .runtime import OnnxModel, cuda_status
 from .schemas import EXAMPLE_JETS, ClassifyResponse, Jet
@@ -40,7 +42,6 @@ log = logging.getLogger("bentoml.jet_tagger")  # under bentoml: its log handlers
 quiet_validation_logs()
 DEFAULT_MODEL = "fcnn_tensor"
 WORKERS = int(os.environ.get("JET_TAGGER_WORKERS", "1"))
-MAX_JETS = int(os.environ.get("JET_TAGGER_MAX_JETS", "10000"))
 
 batch_size_histogram = bentoml.metrics.Histogram(
     name="jet_tagger_batch_jets", documentation="Jets per ONNX Runtime call, per model",
@@ -118,7 +119,7 @@ class JetTagger:
 
     def describe(self) -> dict:
         usable, reason = cuda_status()
-        return {"default": DEFAULT_MODEL, "max_jets_per_request": MAX_JETS,
+        return {"default": DEFAULT_MODEL, "max_jets_per_request": limits.MAX_JETS,
                 "cuda": {"usable": usable, "reason": reason},
                 "models": [t.describe() for t in self.taggers.values()],
                 "unavailable": self.unavailable}
@@ -133,8 +134,8 @@ class JetTagger:
         tagger = self.taggers.get(model)
         if tagger is None:
             return _error(404, f"model: unknown model {model[:64]!r}; served models: {sorted(self.taggers)}")
-        if len(jets) > MAX_JETS:
-            return _error(413, f"jets: {len(jets)} jets in one request; the limit is {MAX_JETS}")
+        if len(jets) > limits.MAX_JETS:
+            return _error(413, f"jets: {len(jets)} jets in one request; the limit is {limits.MAX_JETS}")
         try:
             if len(jets) > 256:  # large requests: keep the event loop free for others
                 x = await asyncio.to_thread(jets_to_particles, jets, tagger.model.n_particles)
@@ -152,3 +153,4 @@ class JetTagger:
 
 
 JetTagger.add_asgi_middleware(FieldErrorMiddleware)
+JetTagger.add_asgi_middleware(BodyLimitMiddleware)

@@ -96,11 +96,24 @@ def test_http_invalid_json_and_too_many_jets(client, monkeypatch):
     assert r.status_code == 400 and "Invalid JSON" in r.json()["error"]
     r = client.post("/classify", content=b'{"jets": [[[NaN, 1, 1]]]}', headers={"content-type": "application/json"})
     assert r.status_code == 400 and "jets[0][0][0] (etarel)" in r.json()["error"]
-    import serving.service
+    import serving.limits
 
-    monkeypatch.setattr(serving.service, "MAX_JETS", 3)
+    monkeypatch.setattr(serving.limits, "MAX_JETS", 3)
     r = client.post("/classify", json={"jets": [[[0.1, 0.1, 0.5]]] * 4})
     assert r.status_code == 413 and "limit is 3" in r.json()["error"]
+    monkeypatch.setattr(serving.limits, "MAX_BODY_BYTES", 1000)
+    big = {"jets": [[[0.1, 0.1, 0.5]] * 100]}
+    r = client.post("/classify", json=big)
+    assert r.status_code == 413 and "JET_TAGGER_MAX_BODY_MB" in r.json()["error"]
+
+    def chunked():  # no Content-Length: the limit holds while the body streams in
+        yield b'{"jets": [[' + b"[0.1, 0.1, 0.5], " * 100
+        yield b"[0.1, 0.1, 0.5]]]}"
+    r = client.post("/classify", content=chunked(), headers={"content-type": "application/json"})
+    assert r.status_code == 413
+    monkeypatch.setattr(serving.limits, "MAX_BODY_BYTES", 10_000)
+    r = client.post("/classify", content=chunked(), headers={"content-type": "application/json"})
+    assert r.status_code == 200, r.text
     assert client.get("/readyz").status_code == 200  # still serving after all of that
 
 
