@@ -10,7 +10,7 @@ SIM_WORKERS ?= 2
 export BENTOML_DO_NOT_TRACK := True
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: install models serve test report clean-models
+.PHONY: install models serve bento test report clean-models
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,11 @@ models: install
 serve: models
 	$(PY) -m serving.store register models
 	$(VENV)/bin/bentoml serve --port $(PORT)
+
+# A Bento (bentoml build): serving/ + the four models from the store + light dependencies only.
+bento: models
+	$(PY) -m serving.store register models
+	$(VENV)/bin/bentoml build
 
 test: install
 	$(PY) -m pytest

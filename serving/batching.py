@@ -12,6 +12,7 @@ Retry-After) instead of waiting without limit.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -31,6 +32,14 @@ class BatchingConfig:
     max_batch_size: int = 2048  # jets per ONNX Runtime call (a larger single request runs alone)
     max_latency_ms: float = 2.0  # extra wait for a fuller batch; the queue itself batches under load
     max_queued_jets: int = 200_000  # beyond this, shed load with 503 rather than time out
+
+    @classmethod
+    def from_env(cls) -> BatchingConfig:
+        """JET_TAGGER_MAX_BATCH_SIZE, JET_TAGGER_MAX_LATENCY_MS, JET_TAGGER_MAX_QUEUED_JETS."""
+        default = cls()
+        return cls(int(os.environ.get("JET_TAGGER_MAX_BATCH_SIZE", default.max_batch_size)),
+                   float(os.environ.get("JET_TAGGER_MAX_LATENCY_MS", default.max_latency_ms)),
+                   int(os.environ.get("JET_TAGGER_MAX_QUEUED_JETS", default.max_queued_jets)))
 
 
 class MicroBatcher:

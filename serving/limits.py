@@ -2,7 +2,9 @@
 
 JET_TAGGER_MAX_BODY_MB (default 128) bounds a request body, also after gzip/deflate
 decompression on the Open Inference Protocol endpoint; JET_TAGGER_MAX_JETS (default 10 000)
-bounds the jets in one request (checked by the endpoints).
+bounds the jets in one request (checked by the endpoints); JET_TAGGER_REQUEST_TIMEOUT_S (default
+30) bounds how long a request may wait for its model (queue and run) before it is answered with
+503 + Retry-After, so an overloaded server says so instead of leaving clients hanging.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import os
 
 MAX_BODY_BYTES = int(float(os.environ.get("JET_TAGGER_MAX_BODY_MB", "128")) * 1024 * 1024)
 MAX_JETS = int(os.environ.get("JET_TAGGER_MAX_JETS", "10000"))
+REQUEST_TIMEOUT_S = float(os.environ.get("JET_TAGGER_REQUEST_TIMEOUT_S", "30"))
 
 
 class _TooLarge(Exception):

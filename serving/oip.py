@@ -24,6 +24,7 @@ from starlette.routing import Route
 
 from . import limits
 from .batching import Overloaded
+from .observability import note_request
 from .preprocess import InputError, canonical_particles
 
 INPUT, OUTPUT = "particles", "probabilities"
@@ -44,6 +45,7 @@ def _service():
 def _tagger(request: Request):
     service = _service()
     name = request.path_params["name"]
+    note_request(model=name[:64])
     tagger = service.taggers.get(name)
     if tagger is None:
         raise ProtocolError(404, f"unknown model {name[:64]!r}; served models: {sorted(service.taggers)}")
@@ -112,7 +114,7 @@ async def infer(request: Request) -> Response:
         raise ProtocolError(413, f"inputs[0].shape: {len(particles)} jets in one request; "
                                  f"the limit is {limits.MAX_JETS}")
     x = canonical_particles(particles, tagger.model.n_particles, field="inputs[0].data")
-    probs = np.ascontiguousarray(await tagger.batcher(x), dtype=np.float32)
+    probs = np.ascontiguousarray(await tagger.predict(x, endpoint="oip"), dtype=np.float32)
     output = {"name": OUTPUT, "datatype": "FP32", "shape": list(probs.shape)}
     body = {"model_name": tagger.name, "model_version": tagger.model.card.version}
     if "id" in header:

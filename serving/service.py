@@ -7,10 +7,12 @@ and BentoML's /readyz, /livez, /metrics and the Swagger page at /.
 The models are the exported artifacts registered in the BentoML model store (`make models` or
 `python -m serving.store register models/`); nothing here imports training code, TensorFlow,
 torch or jetnet. Settings come from the environment:
+  JET_TAGGER_MODELS  versions to serve, e.g. "fcnn_tensor:1eb75c19f5226a45,cnn:latest" (default: all :latest)
   JET_TAGGER_DEVICE  auto (CUDA when usable) | cpu | cuda
   JET_TAGGER_THREADS ONNX Runtime intra-op threads per model (default: cores / workers)
   JET_TAGGER_MAX_JETS  jets per request (default 10000; more is a 413)
   JET_TAGGER_MAX_BODY_MB  request body size (default 128; more is a 413)
+  JET_TAGGER_REQUEST_TIMEOUT_S  longest wait for a model (default 30; then 503 + Retry-After)
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -34,6 +37,7 @@ from . import limits, oip
 from .batching import BatchingConfig, MicroBatcher, Overloaded
 from .errors import FieldErrorMiddleware, quiet_validation_logs
 from .limits import BodyLimitMiddleware
+from .observability import RequestLogMiddleware, note_request, observe
 from .preprocess import InputError, jets_to_particles
 from .runtime import OnnxModel, cuda_status
 from .schemas import EXAMPLE_JETS, ClassifyResponse, Jet
@@ -41,6 +45,7 @@ from .schemas import EXAMPLE_JETS, ClassifyResponse, Jet
 log = logging.getLogger("bentoml.jet_tagger")  # under bentoml: its log handlers apply
 quiet_validation_logs()
 DEFAULT_MODEL = "fcnn_tensor"
+MODEL_NAMES = ("fcnn_tensor", "fcnn_image", "cnn", "densenet")
 WORKERS = int(os.environ.get("JET_TAGGER_WORKERS", "1"))
 
 batch_size_histogram = bentoml.metrics.Histogram(
@@ -53,18 +58,48 @@ jets_counter = bentoml.metrics.Counter(
     name="jet_tagger_jets", documentation="Jets classified, per model", labelnames=["model"])
 
 
+def model_tag(name: str, spec: str | None = None) -> str:
+    """The store tag to serve for `name`: from JET_TAGGER_MODELS ("name:version,..."), else name:latest."""
+    spec = os.environ.get("JET_TAGGER_MODELS", "") if spec is None else spec
+    chosen = dict(item.strip().split(":", 1) if ":" in item else (item.strip(), "latest")
+                  for item in spec.split(",") if item.strip())
+    unknown = set(chosen) - set(MODEL_NAMES)
+    if unknown:
+        raise ValueError(f"JET_TAGGER_MODELS names unknown models {sorted(unknown)}; known: {list(MODEL_NAMES)}")
+    return f"{name}:{chosen.get(name, 'latest')}"
+
+
 class Tagger:
     """One served model: verified ONNX session + its adaptive batcher."""
 
     def __init__(self, model: OnnxModel, tag: str):
         self.model, self.tag = model, tag
         self.name = model.card.name
-        self.batcher = MicroBatcher(model.predict, BatchingConfig(), on_batch=self._observe)
+        self.batcher = MicroBatcher(model.predict, BatchingConfig.from_env(), on_batch=self._observe)
 
     def _observe(self, requests: int, jets: int, seconds: float) -> None:
         batch_size_histogram.labels(model=self.name).observe(jets)
         batch_requests_histogram.labels(model=self.name).observe(requests)
         jets_counter.labels(model=self.name).inc(jets)
+
+    async def predict(self, x: np.ndarray, endpoint: str) -> np.ndarray:
+        """Probabilities for canonical particles, batched with concurrent requests, within the timeout."""
+        note_request(model=self.name, model_version=self.model.card.version, jets=len(x))
+        start, outcome = time.perf_counter(), "error"
+        try:
+            probs = await asyncio.wait_for(self.batcher(x), limits.REQUEST_TIMEOUT_S)
+            outcome = "ok"
+            return probs
+        except asyncio.TimeoutError:
+            outcome = "timeout"
+            raise Overloaded(f"no answer from model {self.name!r} within {limits.REQUEST_TIMEOUT_S:g} s "
+                             "(JET_TAGGER_REQUEST_TIMEOUT_S): the server is overloaded; retry shortly",
+                             retry_after_s=5) from None
+        except Overloaded:
+            outcome = "overloaded"
+            raise
+        finally:
+            observe(self.name, endpoint, outcome, time.perf_counter() - start)
 
     def describe(self) -> dict:
         card = self.model.card
@@ -79,8 +114,17 @@ async def _list_models(request: Request) -> JSONResponse:
     return JSONResponse(bentoml.get_current_service().describe())
 
 
+async def _show_model(request: Request) -> JSONResponse:
+    service, name = bentoml.get_current_service(), request.path_params["name"]
+    tagger = service.taggers.get(name)
+    if tagger is None:
+        return _error(404, f"model: unknown model {name[:64]!r}; served models: {sorted(service.taggers)}")
+    return JSONResponse(tagger.describe())
+
+
 # Mounted at "/": BentoML mounts apps after its own routes and only where a child route matches.
-http_app = Starlette(routes=[Route("/models", _list_models, methods=["GET"]), *oip.ROUTES])
+http_app = Starlette(routes=[Route("/models", _list_models, methods=["GET"]),
+                             Route("/models/{name}", _show_model, methods=["GET"]), *oip.ROUTES])
 
 
 def _error(status: int, message: str, **headers: str) -> JSONResponse:
@@ -91,10 +135,10 @@ def _error(status: int, message: str, **headers: str) -> JSONResponse:
 @bentoml.service(name="jet_tagger", workers=WORKERS, traffic={"timeout": 60, "max_concurrency": 512})
 class JetTagger:
     # Declared at class scope so `bentoml build` packs them into the Bento.
-    fcnn_tensor = BentoModel("fcnn_tensor:latest")
-    fcnn_image = BentoModel("fcnn_image:latest")
-    cnn = BentoModel("cnn:latest")
-    densenet = BentoModel("densenet:latest")
+    fcnn_tensor = BentoModel(model_tag("fcnn_tensor"))
+    fcnn_image = BentoModel(model_tag("fcnn_image"))
+    cnn = BentoModel(model_tag("cnn"))
+    densenet = BentoModel(model_tag("densenet"))
 
     def __init__(self) -> None:
         device = os.environ.get("JET_TAGGER_DEVICE", "auto")
@@ -132,6 +176,7 @@ class JetTagger:
     ) -> ClassifyResponse:
         """Class probabilities (g, q, t, w, z) for each jet, from the chosen model."""
         tagger = self.taggers.get(model)
+        note_request(model=model[:64], jets=len(jets))
         if tagger is None:
             return _error(404, f"model: unknown model {model[:64]!r}; served models: {sorted(self.taggers)}")
         if len(jets) > limits.MAX_JETS:
@@ -141,7 +186,7 @@ class JetTagger:
                 x = await asyncio.to_thread(jets_to_particles, jets, tagger.model.n_particles)
             else:
                 x = jets_to_particles(jets, tagger.model.n_particles)
-            probs = await tagger.batcher(x)
+            probs = await tagger.predict(x, endpoint="classify")
         except InputError as e:
             return _error(400, str(e))
         except Overloaded as e:
@@ -152,5 +197,6 @@ class JetTagger:
             probabilities=probs.tolist(), labels=[classes[i] for i in np.argmax(probs, axis=1)])
 
 
+JetTagger.add_asgi_middleware(RequestLogMiddleware)  # first added is outermost: logs 413s too
 JetTagger.add_asgi_middleware(FieldErrorMiddleware)
 JetTagger.add_asgi_middleware(BodyLimitMiddleware)

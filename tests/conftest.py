@@ -48,3 +48,15 @@ def tiny_models(sim_dir, tmp_path_factory) -> Path:
     models_dir = root / "models"
     build("tiny", data_dir=sim_dir, models_dir=models_dir, runs_dir=root / "runs", register=True)
     return models_dir
+
+
+@pytest.fixture(scope="session")
+def asgi_client(tiny_models):
+    """The service's ASGI app in-process. One per test session: each app start registers BentoML's
+    Prometheus metrics, and a second registration in the same process fails."""
+    from starlette.testclient import TestClient
+
+    from serving.service import JetTagger
+
+    with TestClient(JetTagger.to_asgi()) as client:
+        yield client

@@ -18,6 +18,7 @@ from serving import score
 from training.data import read_jetnet
 
 ROOT = Path(__file__).resolve().parents[1]
+SERVER_LOG: dict[str, Path] = {}
 pytestmark = pytest.mark.slow
 
 
@@ -30,7 +31,7 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def server(tiny_models, tmp_path_factory):
     port = _free_port()
-    log = tmp_path_factory.mktemp("server") / "server.log"
+    log = SERVER_LOG["path"] = tmp_path_factory.mktemp("server") / "server.log"
     with open(log, "w") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "bentoml", "serve", "--host", "127.0.0.1", "--port", str(port)],
@@ -77,8 +78,29 @@ def test_bad_requests_do_not_hurt_the_server(server):
         r = httpx.post(f"{server}/classify", content=body, headers={"content-type": "application/json"})
         assert 400 <= r.status_code < 500 and r.json()["error"], r.text
     assert httpx.get(f"{server}/readyz").status_code == 200
+    assert httpx.post(f"{server}/classify", json={"jets": [[[0.1, 0.0, 0.7]]]}).status_code == 200
     metrics = httpx.get(f"{server}/metrics").text
     assert "jet_tagger_batch_jets_count" in metrics and "bentoml_service_request_total" in metrics
+
+
+def test_per_model_metrics_request_ids_and_access_log(server):
+    import json
+
+    r = httpx.post(f"{server}/classify", json={"model": "densenet", "jets": [[[0.1, 0.0, 0.7]]] * 2},
+                   headers={"X-Request-ID": "e2e-densenet-1"})
+    assert r.status_code == 200 and r.headers["x-request-id"] == "e2e-densenet-1"
+    metrics = httpx.get(f"{server}/metrics").text
+    ok = [line for line in metrics.splitlines() if line.startswith("jet_tagger_requests_total{")
+          and 'model="densenet"' in line and 'outcome="ok"' in line and 'endpoint="classify"' in line]
+    assert ok and float(ok[0].rsplit(" ", 1)[1]) >= 1, metrics[-2000:]
+    assert _histogram(metrics, "jet_tagger_request_seconds", "densenet")[1] >= 1
+    deadline = time.time() + 10  # the log line is written as the response goes out
+    while time.time() < deadline and "e2e-densenet-1" not in SERVER_LOG["path"].read_text():
+        time.sleep(0.2)
+    line = next(line for line in SERVER_LOG["path"].read_text().splitlines() if "e2e-densenet-1" in line)
+    # BentoML's log format puts a prefix before the message and its trace ids after it
+    record, _ = json.JSONDecoder().raw_decode(line, line.index("{"))
+    assert record["model"] == "densenet" and record["jets"] == 2 and record["status"] == 200
 
 
 def test_batch_scoring_in_process_and_through_the_server(server, heldout_dir, tiny_models, tmp_path, capsys):
@@ -153,3 +175,20 @@ def test_concurrent_single_jet_requests_are_batched(server):
     after = _histogram(httpx.get(f"{server}/metrics").text, "jet_tagger_batch_requests", "fcnn_image")
     requests, batches = after[0] - before[0], after[1] - before[1]
     assert requests == len(jets) and batches < requests, (requests, batches)
+
+
+def test_python_clients_from_the_readme(server, heldout_dir):
+    import bentoml
+    import requests
+
+    particles, _ = read_jetnet(heldout_dir, seed=0)
+    jets = particles[:8]
+    with bentoml.SyncHTTPClient(server) as client:
+        result = client.classify(jets=jets.tolist(), model="densenet")
+    direct = httpx.post(f"{server}/classify", json={"model": "densenet", "jets": jets.tolist()}).json()
+    assert result["labels"] == direct["labels"]
+    np.testing.assert_allclose(result["probabilities"], direct["probabilities"], rtol=1e-6)
+    r = requests.post(f"{server}/classify", json={"jets": jets[:3].tolist()},
+                      headers={"X-Request-ID": "my-analysis-7"}, timeout=60)
+    assert r.status_code == 200 and r.headers["X-Request-ID"] == "my-analysis-7"
+    assert np.array(r.json()["probabilities"]).shape == (3, 5)

@@ -12,13 +12,8 @@ from training.data import read_jetnet
 
 
 @pytest.fixture(scope="module")
-def client(tiny_models):
-    from starlette.testclient import TestClient
-
-    from serving.service import JetTagger
-
-    with TestClient(JetTagger.to_asgi()) as c:
-        yield c
+def client(asgi_client):
+    return asgi_client
 
 
 def _request(x: np.ndarray, **extra) -> dict:

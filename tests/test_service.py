@@ -23,11 +23,8 @@ def service(service_class):
 
 
 @pytest.fixture(scope="module")
-def client(service_class):
-    from starlette.testclient import TestClient
-
-    with TestClient(service_class.to_asgi()) as c:
-        yield c
+def client(asgi_client):
+    return asgi_client
 
 
 def _jets(heldout_dir, n=20):
@@ -128,3 +125,77 @@ def test_models_endpoint(client):
         assert m["provider"] in ("CPUExecutionProvider", "CUDAExecutionProvider")
         assert m["card"]["sha256"].startswith(m["version"]) and "test" in m["metrics"]
     assert names["cnn"]["card"]["preprocessing"]["image"]["maxR"] == 0.4
+
+
+def test_one_model_endpoint_and_unknown_model(client):
+    r = client.get("/models/cnn")
+    assert r.status_code == 200 and r.json()["name"] == "cnn" and r.json()["representation"] == "image"
+    r = client.get("/models/resnet")
+    assert r.status_code == 404 and "fcnn_tensor" in r.json()["error"]
+
+
+def test_model_versions_come_from_the_environment():
+    from serving.service import model_tag
+
+    assert model_tag("cnn", "") == "cnn:latest"
+    assert model_tag("cnn", "fcnn_tensor:abc, cnn:0123456789abcdef") == "cnn:0123456789abcdef"
+    assert model_tag("densenet", "fcnn_tensor:abc") == "densenet:latest"
+    with pytest.raises(ValueError, match="resnet"):
+        model_tag("cnn", "resnet:1")
+
+
+def test_request_ids_and_structured_access_log(client):
+    import json
+    import logging
+
+    records: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: records.append(record.getMessage())
+    logger = logging.getLogger("bentoml.jet_tagger.access")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        r = client.post("/classify", json={"model": "cnn", "jets": [[[0.1, 0.0, 0.7]]] * 3},
+                        headers={"X-Request-ID": "run42-jet7"})
+        assert r.status_code == 200 and r.headers["x-request-id"] == "run42-jet7"
+        r = client.post("/classify", json={"jets": [[[0.1, 0.0]]]}, headers={"X-Request-ID": "bad id\n"})
+        assert r.status_code == 400
+        generated = r.headers["x-request-id"]
+        assert len(generated) == 32 and generated != "bad id\n"
+    finally:
+        logger.removeHandler(handler)
+    lines = [json.loads(line) for line in records]
+    ok = next(line for line in lines if line["request_id"] == "run42-jet7")
+    assert ok["status"] == 200 and ok["model"] == "cnn" and ok["jets"] == 3 and ok["duration_ms"] > 0
+    assert ok["model_version"] and ok["path"] == "/classify"
+    assert any(line["request_id"] == generated and line["status"] == 400 for line in lines)
+
+
+def test_request_timeout_is_a_503_with_retry_after(service, monkeypatch):
+    import json
+    import time
+
+    import serving.limits
+
+    batcher = service.taggers["fcnn_image"].batcher
+    original = batcher.infer
+    monkeypatch.setattr(batcher, "infer", lambda x: (time.sleep(0.3), original(x))[1])
+    monkeypatch.setattr(serving.limits, "REQUEST_TIMEOUT_S", 0.05)
+    response = asyncio.run(service.classify(jets=[[[0.1, 0.0, 0.7]]], model="fcnn_image"))
+    assert response.status_code == 503 and response.headers["retry-after"] == "5"
+    assert "JET_TAGGER_REQUEST_TIMEOUT_S" in json.loads(response.body)["error"]
+    monkeypatch.setattr(serving.limits, "REQUEST_TIMEOUT_S", 30)
+    response = asyncio.run(service.classify(jets=[[[0.1, 0.0, 0.7]]], model="fcnn_image"))
+    assert len(response.probabilities) == 1  # the same model answers once it is quick enough again
+
+
+def test_swagger_example_payload_works_when_clicked(client):
+    """The Swagger page builds its "Try it out" body from the schema's examples: that body must work."""
+    spec = client.get("/docs.json").json()
+    schema = spec["paths"]["/classify"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    if "$ref" in schema:
+        schema = spec["components"]["schemas"][schema["$ref"].rsplit("/", 1)[1]]
+    body = {k: v["examples"][0] for k, v in schema["properties"].items() if v.get("examples")}
+    assert set(body) == {"jets", "model"}, schema
+    r = client.post("/classify", json=body)
+    assert r.status_code == 200 and len(r.json()["labels"]) == len(body["jets"]), r.text

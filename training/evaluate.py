@@ -115,10 +115,14 @@ def _keras_difference(card: ModelCard, runs_dir: Path, cache: SplitCache, onnx_p
     return float(np.max(np.abs(keras_probs - onnx_probs)))
 
 
+IMAGE_FIGURE_JETS = 50_000  # jetnet renders ~500 jets/s: image figures use at most this many
+
+
 def dataset_figures(splits: dict[str, Split], out: Path, maxR: float = 0.4) -> dict[str, str]:
     """The paper's data figures from the training split: Figs. 3, 4, 6 and mean images."""
     train = splits["train"]
-    images = jetnet_images(train.particles, maxR=maxR)
+    sample = slice(0, IMAGE_FIGURE_JETS)  # the split is shuffled, so the first jets are a fair sample
+    images, labels = jetnet_images(train.particles[sample], maxR=maxR), train.labels[sample]
     figures = {
         "class_histogram": plots.class_histogram(
             {"training set": np.bincount(train.labels, minlength=len(CLASSES))},
@@ -126,7 +130,7 @@ def dataset_figures(splits: dict[str, Split], out: Path, maxR: float = 0.4) -> d
         "max_pixel": plots.sorted_max_pixel(images.max(axis=(1, 2, 3)), out / "max_pixel.png"),
         "maxr": plots.images({f"maxR = {r}": jetnet_images(train.particles[:1], maxR=r)[0] for r in (0.4, 0.1)},
                              out / "maxr_comparison.png"),
-        "mean_images": plots.images({f"{c}: mean image": images[train.labels == i].mean(axis=0)
+        "mean_images": plots.images({f"{c}: mean image": images[labels == i].mean(axis=0)
                                      for i, c in enumerate(CLASSES)}, out / "mean_images.png", log=True),
     }
     return {k: v.name for k, v in figures.items()}
