@@ -13,6 +13,14 @@ import json
 import logging
 
 
+class ModelNotServed(LookupError):
+    """A request named a model this server does not serve: unknown (404) or refused at load (503)."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
 def field_path(loc: list) -> str:
     """["jets", 0, 1, 2] -> "jets[0][1][2]"; [] -> "body" (the request body itself)."""
     path = ""

@@ -14,20 +14,24 @@ asked. Errors are 4xx `{"error": ...}`.
 
 from __future__ import annotations
 
+import itertools
 import json
 import zlib
 
 import numpy as np
+from pydantic import StrictFloat, TypeAdapter, ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from . import limits
 from .batching import Overloaded
+from .errors import ModelNotServed
 from .observability import note_request
 from .preprocess import InputError, canonical_particles
 
 INPUT, OUTPUT = "particles", "probabilities"
+_FLOATS = TypeAdapter(list[StrictFloat])
 
 
 class ProtocolError(Exception):
@@ -43,12 +47,12 @@ def _service():
 
 
 def _tagger(request: Request):
-    service = _service()
     name = request.path_params["name"]
     note_request(model=name[:64])
-    tagger = service.taggers.get(name)
-    if tagger is None:
-        raise ProtocolError(404, f"unknown model {name[:64]!r}; served models: {sorted(service.taggers)}")
+    try:
+        tagger = _service().tagger(name)
+    except ModelNotServed as e:
+        raise ProtocolError(e.status, str(e)) from None
     version = request.path_params.get("version")
     if version is not None and version != tagger.model.card.version:
         raise ProtocolError(404, f"model {name!r} has no version {version[:64]!r}; "
@@ -102,7 +106,13 @@ async def model_metadata(request: Request) -> Response:
 
 @_errors
 async def model_ready(request: Request) -> Response:
-    tagger = _tagger(request)
+    try:
+        tagger = _tagger(request)
+    except ProtocolError as e:
+        if e.status != 503:
+            raise
+        # a model refused at load (e.g. a sha256 mismatch) is known but not ready
+        return JSONResponse({"name": request.path_params["name"][:64], "ready": False, "error": str(e)}, 503)
     return JSONResponse({"name": tagger.name, "ready": True})
 
 
@@ -165,13 +175,30 @@ def _input_array(tensor: dict, binary: bytes) -> np.ndarray:
     data = tensor.get("data")
     if data is None:
         raise ProtocolError(400, "inputs[0].data: missing (and no binary_data_size)")
-    try:
-        flat = np.asarray(data, dtype=np.float64).ravel()
-    except (ValueError, TypeError):
-        raise ProtocolError(400, "inputs[0].data: expected numbers") from None
+    flat = _numbers(data)
     if flat.size != count:
         raise ProtocolError(400, f"inputs[0].data: {flat.size} values for shape {shape} ({count} expected)")
     return flat.reshape(shape)
+
+
+def _numbers(data) -> np.ndarray:
+    """JSON tensor data, flat or nested in row-major order -> float64; only JSON numbers pass.
+
+    numpy alone would turn "1.5" into 1.5 and true into 1.0; pydantic's strict float refuses both
+    (and null) and says where. NaN and Infinity pass here and are refused with the other values."""
+    if not isinstance(data, list):
+        raise ProtocolError(400, f"inputs[0].data: expected a list of numbers, got {type(data).__name__}")
+    while data and isinstance(data[0], list):  # nested: flatten one level at a time
+        if not all(isinstance(row, list) for row in data):
+            raise ProtocolError(400, "inputs[0].data: nested lists and numbers mixed at one level")
+        data = list(itertools.chain.from_iterable(data))
+    try:
+        return np.asarray(_FLOATS.validate_python(data), dtype=np.float64)
+    except ValidationError as e:
+        error = e.errors()[0]
+        index = error["loc"][0] if error["loc"] else "?"
+        raise ProtocolError(400, f"inputs[0].data: value {index} (row-major) is {error['input']!r}, "
+                                 "expected a number") from None
 
 
 def _wants_binary(header: dict) -> bool:

@@ -8,8 +8,10 @@ when the probe passes, and report the provider the session really uses.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
+import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,9 +36,13 @@ def cuda_status() -> tuple[bool, str]:
             return False, "no usable NVIDIA GPU (cuInit failed or no device)"
     except OSError:
         return False, "no NVIDIA driver (libcuda.so.1 not found)"
+    # CUDA/cuDNN from the nvidia-* pip wheels, when installed. preload_dlls prints a line per
+    # library it cannot find (they may still be found on the system's paths): keep that quiet.
+    printed = io.StringIO()
     try:
-        if hasattr(ort, "preload_dlls"):  # CUDA/cuDNN from the nvidia-* wheels, when installed
-            ort.preload_dlls()
+        with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(printed):
+            if hasattr(ort, "preload_dlls"):
+                ort.preload_dlls()
         provider = Path(ort.__file__).parent / "capi" / "libonnxruntime_providers_cuda.so"
         ctypes.CDLL(str(provider), mode=os.RTLD_LAZY)
     except OSError as e:

@@ -35,8 +35,8 @@ from starlette.routing import Route
 
 from . import limits, oip
 from .batching import BatchingConfig, MicroBatcher, Overloaded
-from .errors import FieldErrorMiddleware, quiet_validation_logs
-from .limits import BodyLimitMiddleware
+from .errors import FieldErrorMiddleware, ModelNotServed, quiet_validation_logs
+from .limits import BodyLimitMiddleware, ContentTypeMiddleware
 from .observability import RequestLogMiddleware, note_request, observe
 from .preprocess import InputError, jets_to_particles
 from .runtime import OnnxModel, cuda_status
@@ -44,6 +44,7 @@ from .schemas import EXAMPLE_JETS, ClassifyResponse, Jet
 
 log = logging.getLogger("bentoml.jet_tagger")  # under bentoml: its log handlers apply
 quiet_validation_logs()
+limits.cancel_bentoml_request_timers()
 DEFAULT_MODEL = "fcnn_tensor"
 MODEL_NAMES = ("fcnn_tensor", "fcnn_image", "cnn", "densenet")
 WORKERS = int(os.environ.get("JET_TAGGER_WORKERS", "1"))
@@ -115,10 +116,10 @@ async def _list_models(request: Request) -> JSONResponse:
 
 
 async def _show_model(request: Request) -> JSONResponse:
-    service, name = bentoml.get_current_service(), request.path_params["name"]
-    tagger = service.taggers.get(name)
-    if tagger is None:
-        return _error(404, f"model: unknown model {name[:64]!r}; served models: {sorted(service.taggers)}")
+    try:
+        tagger = bentoml.get_current_service().tagger(request.path_params["name"])
+    except ModelNotServed as e:
+        return _error(e.status, f"model: {e}")
     return JSONResponse(tagger.describe())
 
 
@@ -161,6 +162,18 @@ class JetTagger:
     def __is_ready__(self) -> bool:
         return bool(self.taggers)
 
+    def tagger(self, name: str) -> Tagger:
+        """The served model called `name`; ModelNotServed (404 unknown, 503 refused at load) otherwise.
+
+        Names are only looked up in this dict, never used as paths."""
+        tagger = self.taggers.get(name)
+        if tagger is not None:
+            return tagger
+        shown = repr(name[:64])
+        if name in self.unavailable:
+            raise ModelNotServed(503, f"model {shown} is not available: {self.unavailable[name]}")
+        raise ModelNotServed(404, f"unknown model {shown}; served models: {sorted(self.taggers)}")
+
     def describe(self) -> dict:
         usable, reason = cuda_status()
         return {"default": DEFAULT_MODEL, "max_jets_per_request": limits.MAX_JETS,
@@ -175,10 +188,11 @@ class JetTagger:
         model: Annotated[str, Field(max_length=64, examples=[DEFAULT_MODEL])] = DEFAULT_MODEL,
     ) -> ClassifyResponse:
         """Class probabilities (g, q, t, w, z) for each jet, from the chosen model."""
-        tagger = self.taggers.get(model)
         note_request(model=model[:64], jets=len(jets))
-        if tagger is None:
-            return _error(404, f"model: unknown model {model[:64]!r}; served models: {sorted(self.taggers)}")
+        try:
+            tagger = self.tagger(model)
+        except ModelNotServed as e:
+            return _error(e.status, f"model: {e}")
         if len(jets) > limits.MAX_JETS:
             return _error(413, f"jets: {len(jets)} jets in one request; the limit is {limits.MAX_JETS}")
         try:
@@ -200,3 +214,4 @@ class JetTagger:
 JetTagger.add_asgi_middleware(RequestLogMiddleware)  # first added is outermost: logs 413s too
 JetTagger.add_asgi_middleware(FieldErrorMiddleware)
 JetTagger.add_asgi_middleware(BodyLimitMiddleware)
+JetTagger.add_asgi_middleware(ContentTypeMiddleware)

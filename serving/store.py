@@ -14,7 +14,7 @@ import os
 import shutil
 from pathlib import Path
 
-from .artifacts import CARD_FILE, MODEL_FILE, ArtifactError, verified_model
+from .artifacts import CARD_FILE, MODEL_FILE, MODEL_NAME, ArtifactError, verified_model
 
 os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")  # no usage analytics calls from this tool
 
@@ -41,8 +41,14 @@ def register(model_dir: Path) -> str:
 
 
 def register_all(models_dir: Path) -> list[str]:
+    """Register every `models_dir/<name>/`. Only folders named like a model count: a killed export
+    leaves its staging folder `.<name>.XXXX/` behind, and that must never be served."""
     tags = []
-    for model_dir in sorted(p for p in Path(models_dir).iterdir() if (p / CARD_FILE).is_file()):
+    for model_dir in sorted(p for p in Path(models_dir).iterdir()
+                            if MODEL_NAME.match(p.name) and (p / CARD_FILE).is_file()):
+        card, _ = verified_model(model_dir)
+        if card.name != model_dir.name:
+            raise ArtifactError(f"{model_dir}: its card names the model {card.name!r}")
         tags.append(register(model_dir))
     return tags
 

@@ -7,7 +7,11 @@ and a BentoModel missing from it can never send BentoML off to BentoCloud.
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
+import sys
 import tempfile
+import time
 from pathlib import Path
 
 os.environ["BENTOML_HOME"] = tempfile.mkdtemp(prefix="jet-tagger-bentoml-")
@@ -16,6 +20,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import pytest  # noqa: E402
 
+ROOT = Path(__file__).resolve().parents[1]
 TRAIN_SEED, HELDOUT_SEED = 11, 12345  # different seeds: held-out jets never overlap training jets
 
 
@@ -60,3 +65,49 @@ def asgi_client(tiny_models):
 
     with TestClient(JetTagger.to_asgi()) as client:
         yield client
+
+
+@pytest.fixture(scope="session")
+def start_server():
+    """start_server(log, **env) -> URL of a real `bentoml serve` (this repo, loopback, a free port),
+    ready; its output goes to `log`. The servers stop at the end of the test session."""
+    import httpx
+
+    procs = []
+
+    def start(log: Path, **env: str) -> str:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        with open(log, "w") as out:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "bentoml", "serve", "--host", "127.0.0.1", "--port", str(port)],
+                cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **env}, start_new_session=True)
+        procs.append(proc)
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            assert proc.poll() is None, f"bentoml serve exited:\n{log.read_text()[-3000:]}"
+            try:
+                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                    return url
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        pytest.fail(f"server not ready after 120 s:\n{log.read_text()[-3000:]}")
+
+    yield start
+    for proc in procs:
+        os.killpg(proc.pid, 15)
+        proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def server_log(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("server") / "server.log"
+
+
+@pytest.fixture(scope="session")
+def server(tiny_models, start_server, server_log) -> str:
+    """The URL of a real `bentoml serve` on the tiny models, shared by the end-to-end tests."""
+    return start_server(server_log)

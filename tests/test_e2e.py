@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -17,42 +13,7 @@ import pytest
 from serving import score
 from training.data import read_jetnet
 
-ROOT = Path(__file__).resolve().parents[1]
-SERVER_LOG: dict[str, Path] = {}
 pytestmark = pytest.mark.slow
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def server(tiny_models, tmp_path_factory):
-    port = _free_port()
-    log = SERVER_LOG["path"] = tmp_path_factory.mktemp("server") / "server.log"
-    with open(log, "w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "bentoml", "serve", "--host", "127.0.0.1", "--port", str(port)],
-            cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env=dict(os.environ), start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            assert proc.poll() is None, f"bentoml serve exited:\n{log.read_text()[-3000:]}"
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
-        else:
-            pytest.fail(f"server not ready after 120 s:\n{log.read_text()[-3000:]}")
-        yield url
-    finally:
-        os.killpg(proc.pid, 15)
-        proc.wait(timeout=30)
 
 
 def test_served_models_classify_heldout_jets(server, heldout_dir):
@@ -83,7 +44,7 @@ def test_bad_requests_do_not_hurt_the_server(server):
     assert "jet_tagger_batch_jets_count" in metrics and "bentoml_service_request_total" in metrics
 
 
-def test_per_model_metrics_request_ids_and_access_log(server):
+def test_per_model_metrics_request_ids_and_access_log(server, server_log):
     import json
 
     r = httpx.post(f"{server}/classify", json={"model": "densenet", "jets": [[[0.1, 0.0, 0.7]]] * 2},
@@ -95,9 +56,9 @@ def test_per_model_metrics_request_ids_and_access_log(server):
     assert ok and float(ok[0].rsplit(" ", 1)[1]) >= 1, metrics[-2000:]
     assert _histogram(metrics, "jet_tagger_request_seconds", "densenet")[1] >= 1
     deadline = time.time() + 10  # the log line is written as the response goes out
-    while time.time() < deadline and "e2e-densenet-1" not in SERVER_LOG["path"].read_text():
+    while time.time() < deadline and "e2e-densenet-1" not in server_log.read_text():
         time.sleep(0.2)
-    line = next(line for line in SERVER_LOG["path"].read_text().splitlines() if "e2e-densenet-1" in line)
+    line = next(line for line in server_log.read_text().splitlines() if "e2e-densenet-1" in line)
     # BentoML's log format puts a prefix before the message and its trace ids after it
     record, _ = json.JSONDecoder().raw_decode(line, line.index("{"))
     assert record["model"] == "densenet" and record["jets"] == 2 and record["status"] == 200

@@ -303,6 +303,7 @@ def _bad_files(d: Path) -> dict[str, tuple[Path, str]]:
         "int.npy": "array has dtype int64, expected float32",
         "shape.npy": "array has shape (3, 30), expected (N, P, 3 or 4)",
         "truncated.npy": "not a readable .npy array",
+        "pickled.npy": "not a readable .npy array",  # object arrays would need unpickling: refused
         "text.parquet": "not a readable Parquet file",
         "nocolumn.parquet": "no column 'particles'",
         "flat.parquet": "column 'particles' has type list<element: double>, expected list<list<float>>",
@@ -324,6 +325,9 @@ def _bad_files(d: Path) -> dict[str, tuple[Path, str]]:
     np.save(d / "shape.npy", np.ones((3, 30), np.float32))
     np.save(d / "full.npy", np.ones((100, 30, 3), np.float32))
     (d / "truncated.npy").write_bytes((d / "full.npy").read_bytes()[:1000])
+    pickled = np.empty((2, 30, 3), dtype=object)
+    pickled[...] = 0.5
+    np.save(d / "pickled.npy", pickled, allow_pickle=True)
     pq.write_table(pa.table({"jets": pa.array([[[0.1, 0.1, 0.5]]], ragged)}), d / "nocolumn.parquet")
     pq.write_table(pa.table({"particles": [[0.1, 0.1, 0.5]]}), d / "flat.parquet")
     pq.write_table(pa.table({"particles": pa.array([[[0.1, 0.1, 0.5]], [[0.1, 0.2]]], ragged)}), d / "width.parquet")

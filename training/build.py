@@ -19,7 +19,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from .data import balanced_splits, read_jetnet_file
-from .export import export_model, model_is_complete
+from .export import export_model, model_is_complete, remove_stale_staging
 from .models import MODELS
 from .profiles import Profile, get_profile
 from .simulate import simulate
@@ -62,6 +62,8 @@ def build(profile_name: str = "quick", data_dir: Path | None = None, models_dir:
     if mixed_precision:
         profile = replace(profile, mixed_precision=True)
     names = names or list(MODELS)
+    for path in remove_stale_staging(models_dir) if Path(models_dir).is_dir() else []:
+        log.info("cleaned up %s, left by an export that did not finish", path)
     todo = [n for n in names if force or not model_is_complete(models_dir / n)]
     if not todo:
         log.info("models/ already holds %s; nothing to do (use --force to rebuild)", ", ".join(names))

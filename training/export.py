@@ -97,7 +97,8 @@ def export_model(model: keras.Model, name: str, models_dir: Path, *, im_size: in
 
 
 def _replace_dir(new: Path, target: Path) -> None:
-    """Swap `new` in for `target`: readers see the old model or the new one, never a mix."""
+    """Swap `new` in for `target`: readers see the old model or the new one (or, for an instant,
+    none), never a mix of the two or a half-written file."""
     old = None
     if target.exists():
         old = target.with_name(f".{target.name}.old")
@@ -121,4 +122,17 @@ def _versions() -> dict[str, str]:
 
 def model_is_complete(model_dir: Path) -> bool:
     return (Path(model_dir) / CARD_FILE).is_file() and (Path(model_dir) / MODEL_FILE).is_file()
+
+
+def remove_stale_staging(models_dir: Path) -> list[Path]:
+    """Clean up after killed exports: delete `.<name>.XXXX/` staging folders, and put a `.<name>.old/`
+    back as `<name>/` when the kill came between _replace_dir's two renames (else delete it)."""
+    stale = sorted(p for p in Path(models_dir).glob(".*") if p.is_dir() and p.name.split(".")[1] in MODELS)
+    for path in stale:
+        target = path.with_name(path.name.split(".")[1])
+        if path.name.endswith(".old") and not target.exists():
+            path.rename(target)
+        else:
+            shutil.rmtree(path, ignore_errors=True)
+    return stale
 
