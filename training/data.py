@@ -14,6 +14,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from serving.preprocess import canonical_particles
+
 from .constants import CLASSES, FILE_JET_FEATURES, JET_FEATURES, N_PARTICLES, PARTICLE_FEATURES
 
 SPLITS = ("train", "valid", "test", "all")
@@ -151,3 +153,10 @@ def _as_list(value) -> list[str]:
     if value is None:
         return []
     return [value] if isinstance(value, str) else list(value)
+
+
+def particle_tensor(particles: np.ndarray) -> np.ndarray:
+    """JetNet particle_features -> the (N, 30, 3) tensor a particle model sees, built by serving's
+    own preprocessing: the file's pT order with serving's tie-break (exactly equal ptrel, about 1
+    jet in 50 000), so a trained model and the server see the same tensor by construction."""
+    return canonical_particles(particles, N_PARTICLES)

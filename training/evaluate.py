@@ -22,7 +22,7 @@ from serving.runtime import OnnxModel
 
 from . import plots
 from .constants import CLASSES
-from .data import Split, balanced_splits
+from .data import Split, balanced_splits, particle_tensor
 from .models import MODELS
 from .render import jetnet_images
 from .report import write_report
@@ -110,7 +110,7 @@ def _keras_difference(card: ModelCard, runs_dir: Path, cache: SplitCache, onnx_p
         return None
     model = keras.models.load_model(path)
     split = cache.splits(card)["test"]
-    x = split.particles[..., :3] if card.preprocessing.representation == "particles" else cache.images(card, "test")
+    x = particle_tensor(split.particles) if card.preprocessing.representation == "particles" else cache.images(card, "test")
     keras_probs = model.predict(x, batch_size=1024, verbose=0)
     return float(np.max(np.abs(keras_probs - onnx_probs)))
 

@@ -12,7 +12,7 @@ import numpy as np
 
 from .checkpoints import ResumableEarlyStopping, Run, RunRecorder
 from .constants import CLASSES
-from .data import Split
+from .data import Split, particle_tensor
 from .models import MODELS, build_model
 from .profiles import Hyperparameters, Profile
 from .render import jetnet_images
@@ -45,7 +45,7 @@ class Inputs:
     def __call__(self, representation: str, split: str) -> np.ndarray:
         particles = self.splits[split].particles
         if representation == "particles":
-            return particles[..., :3]
+            return particle_tensor(particles)
         if split not in self._images:
             self._images[split] = jetnet_images(particles, self.im_size, self.maxR, progress=self.progress)
         return self._images[split]
