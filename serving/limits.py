@@ -23,10 +23,6 @@ MAX_JETS = int(os.environ.get("JET_TAGGER_MAX_JETS", "10000"))
 REQUEST_TIMEOUT_S = float(os.environ.get("JET_TAGGER_REQUEST_TIMEOUT_S", "30"))
 
 
-class _TooLarge(Exception):
-    pass
-
-
 class ContentTypeMiddleware:
     """415 for a POST whose Content-Type is neither JSON nor (for /v2) application/octet-stream."""
 

@@ -38,9 +38,9 @@ def cuda_status() -> tuple[bool, str]:
         return False, "no NVIDIA driver (libcuda.so.1 not found)"
     # CUDA/cuDNN from the nvidia-* pip wheels, when installed. preload_dlls prints a line per
     # library it cannot find (they may still be found on the system's paths): keep that quiet.
-    printed = io.StringIO()
+    quiet = io.StringIO()
     try:
-        with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(printed):
+        with contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):
             if hasattr(ort, "preload_dlls"):
                 ort.preload_dlls()
         provider = Path(ort.__file__).parent / "capi" / "libonnxruntime_providers_cuda.so"

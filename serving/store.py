@@ -27,6 +27,8 @@ def register(model_dir: Path) -> str:
     from bentoml.exceptions import NotFound
 
     card, onnx_path = verified_model(model_dir)
+    if card.name != Path(model_dir).name:
+        raise ArtifactError(f"{model_dir}: its card names the model {card.name!r}")
     tag = f"{card.name}:{card.version}"
     try:
         return str(bentoml.models.get(tag).tag)
@@ -46,9 +48,6 @@ def register_all(models_dir: Path) -> list[str]:
     tags = []
     for model_dir in sorted(p for p in Path(models_dir).iterdir()
                             if MODEL_NAME.match(p.name) and (p / CARD_FILE).is_file()):
-        card, _ = verified_model(model_dir)
-        if card.name != model_dir.name:
-            raise ArtifactError(f"{model_dir}: its card names the model {card.name!r}")
         tags.append(register(model_dir))
     return tags
 

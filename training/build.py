@@ -62,7 +62,7 @@ def build(profile_name: str = "quick", data_dir: Path | None = None, models_dir:
     if mixed_precision:
         profile = replace(profile, mixed_precision=True)
     names = names or list(MODELS)
-    for path in remove_stale_staging(models_dir) if Path(models_dir).is_dir() else []:
+    for path in remove_stale_staging(models_dir):  # nothing when models_dir does not exist yet
         log.info("cleaned up %s, left by an export that did not finish", path)
     todo = [n for n in names if force or not model_is_complete(models_dir / n)]
     if not todo:
